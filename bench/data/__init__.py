@@ -1,0 +1,1 @@
+"""Manifests, readers, preprocessing, the prepared-dataset cache, splits and datasets."""
