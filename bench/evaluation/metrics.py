@@ -133,7 +133,7 @@ def dice(pred: Any, truth: Any) -> float:
         0.0 when exactly one is.
 
     Raises:
-        DataError: the shapes differ or a mask holds values other than 0/1 or 0/255.
+        DataError: the shapes differ or a mask contains values other than 0/1 or 0/255.
     """
     pred_mask, truth_mask = _mask_pair(pred, truth)
     intersection, pred_count, truth_count = _counts(pred_mask, truth_mask)
@@ -262,8 +262,8 @@ def per_case_table(
     """Compute every per-case metric of a batch of predictions.
 
     The prediction is thresholded with ``binarize`` and restricted to the
-    myocardium; the reference scar (and ``clean_scar``) is restricted to the
-    myocardium too. Every metric then sees the same pixels.
+    myocardium. The reference scar (and ``clean_scar``) is restricted to the
+    myocardium too, so every metric counts the same pixels.
 
     Args:
         probabilities: network outputs ``(N, H, W)`` or ``(N, 1, H, W)``.
@@ -376,7 +376,7 @@ def _to_mask(value: Any, name: str) -> np.ndarray:
     if not (np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all()):
         shown = ", ".join(f"{v:g}" for v in values[:5])
         raise DataError(
-            f"{name} mask holds values other than 0/1 or 0/255 (found {shown}); "
+            f"invalid {name} mask: it contains values other than 0/1 or 0/255 (found {shown}); "
             "threshold probabilities with binarize() first"
         )
     return array != 0

@@ -426,10 +426,10 @@ def paired_wilcoxon(
     With ids, pairs are joined by case id (order does not matter); without
     them, by position. Differences ``a − b`` are rounded to 12 decimals before
     the test. The test is ``scipy.stats.wilcoxon`` without continuity
-    correction, and the method is the one scipy's ``method="auto"`` picks,
-    recorded in the result: exact for at most 50 pairs without ties or zeros,
-    an exact enumeration of sign flips for at most 13 pairs with ties or zeros,
-    and the normal approximation otherwise. When every difference is zero the
+    correction. The method is the one scipy's ``method="auto"`` picks, and the
+    result records it: exact for at most 50 pairs without ties or zeros, an
+    exact enumeration of sign flips for at most 13 pairs with ties or zeros,
+    and the normal approximation otherwise. When every difference is zero, the
     test is not run and p is 1.0 with a note.
 
     Args:
@@ -695,8 +695,8 @@ def _median_ci(
         value = float(data[0])
         return value, value, "all values are equal, so every resample has the same median"
 
-    # The percentile method, because BCa's jackknife acceleration is unstable
-    # for the median of small samples with ties (common for Dice of 0.0).
+    # Percentile, not BCa: on medians of small samples with many ties (Dice of
+    # 0.0) BCa's acceleration divides by zero and returns NaN (scipy 1.17).
     interval = scipy_stats.bootstrap(
         (data,),
         np.median,

@@ -1,6 +1,6 @@
 """The statistics reproduce values published for well-known reference data sets.
 
-Sources (each opened while writing these tests):
+Sources:
 
 - PEFR: Bland JM, Altman DG. Statistical methods for assessing agreement between
   two methods of clinical measurement. Lancet 1986;327(8476):307-310. The first
@@ -19,7 +19,8 @@ Sources (each opened while writing these tests):
   the example of ``scipy.stats.wilcoxon`` and of R. Nicholls' "Wilcoxon
   Signed-Rank Test" page.
 - The worked example of Wikipedia's "Wilcoxon signed-rank test" (10 pairs with
-  one zero difference and one tie): T+ = 27, T− = 18, W = T+ − T− = 9.
+  one zero difference and one tie): T+ = 27, T− = 18, W = T+ − T− = 9, as quoted
+  on R. Nicholls' "Wilcoxon Signed-Rank Test" page.
 """
 
 from __future__ import annotations
