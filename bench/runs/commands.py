@@ -17,7 +17,7 @@ import click
 
 from bench.errors import ConfigError, RunError
 from bench.runs.execute import RunPlan, TaskOutcome
-from bench.runs.rundir import RunFolder, TaskState
+from bench.runs.rundir import SLURM_FOLDER, RunFolder, TaskState
 
 __all__ = ["run", "status", "list_matrices", "format_table"]
 
@@ -100,7 +100,7 @@ def _execute(plan: RunPlan, executor: str, gpus: str | None, slurm, wait: bool, 
     if executor == "local":
         return executors.run_local(plan, progress=progress)
 
-    logs = plan.run_dir / "slurm"
+    logs = plan.run_dir / SLURM_FOLDER
     if executor == "slurm":
         backend = executors.make_slurm_executor(logs, slurm)
     else:
@@ -236,7 +236,11 @@ def run(
         click.echo(format_table(_dry_run_rows(plan)))
         return
 
-    start_run(plan, sys.argv, executor if not gpus else f"local --gpus {gpus}")
+    options = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in click.get_current_context().params.items()
+    }
+    start_run(plan, sys.argv, executor if not gpus else f"local --gpus {gpus}", options)
     logger.info("run folder %s: %d tasks", run_dir, len(plan.tasks))
     show_progress = sys.stderr.isatty() if progress is None else progress
     outcomes = _execute(plan, executor, gpus, slurm, wait, show_progress)

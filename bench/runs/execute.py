@@ -150,8 +150,16 @@ def plan_run(matrix, run_dir: str | Path) -> RunPlan:
     return RunPlan(matrix, Path(run_dir), tasks, matrix.dataset, identity)
 
 
-def start_run(plan: RunPlan, command: list[str], executor: str) -> dict[str, Any]:
+def start_run(
+    plan: RunPlan, command: list[str], executor: str, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Make or reuse ``split.csv`` and write ``run.json`` before the tasks start.
+
+    Args:
+        plan: the validated run.
+        command: the command line as typed (``sys.argv``).
+        executor: the executor, for the record.
+        options: the parsed command-line options, for the record.
 
     Returns:
         The ``run.json`` content as written.
@@ -171,7 +179,7 @@ def start_run(plan: RunPlan, command: list[str], executor: str) -> dict[str, Any
         )
         save_split(folder.split_path, split)
 
-    metadata = _run_metadata(plan, split, command, executor)
+    metadata = _run_metadata(plan, split, command, executor, options or {})
     write_json(folder.run_json_path, metadata)
     return metadata
 
@@ -211,7 +219,7 @@ def execute_task(request: TaskRequest) -> TaskOutcome:
 
         started = time.perf_counter()
         try:
-            _run_locked_task(folder, request)
+            resumed = _run_locked_task(folder, request)
         except Exception as error:
             folder.write_error(task.task_id, traceback.format_exc())
             logger.error(
@@ -223,7 +231,7 @@ def execute_task(request: TaskRequest) -> TaskOutcome:
 
         wall_time_s = time.perf_counter() - started
         (task_dir / ERROR_FILE).unlink(missing_ok=True)
-        folder.write_done(task.task_id, wall_time_s)
+        folder.write_done(task.task_id, wall_time_s, resumed=resumed)
         logger.info("task %s done in %.1f s", task.task_id, wall_time_s)
         return TaskOutcome(task.task_id, "done", wall_time_s)
 
@@ -249,7 +257,8 @@ def dataset_identity(source: str) -> dict[str, Any]:
     }
 
 
-def _run_locked_task(folder: RunFolder, request: TaskRequest) -> None:
+def _run_locked_task(folder: RunFolder, request: TaskRequest) -> bool:
+    """Train, predict and evaluate one task; return whether training resumed from a checkpoint."""
     from bench.data.split import load_split
     from bench.training.config import TrainConfig
     from bench.training.engine import predict, train
@@ -270,9 +279,10 @@ def _run_locked_task(folder: RunFolder, request: TaskRequest) -> None:
         predict(result.model, test_data, device=result.device), dtype=np.float32
     )
 
-    case_ids = test_data.cases["case_id"].astype(str).to_numpy()
+    case_ids = np.array(test_data.cases["case_id"].astype(str).tolist(), dtype=str)
     save_npz(task_dir / "predictions.npz", case_ids=case_ids, probabilities=probabilities)
     write_csv(task_dir / "per_case.csv", _per_case_table(task, test_data, probabilities))
+    return bool(result.resumed)
 
 
 def _per_case_table(task: Task, test_data, probabilities: np.ndarray):
@@ -321,17 +331,20 @@ def _load_dataset(source: str):
     return load_prepared(source)
 
 
-def _run_metadata(plan: RunPlan, split, command: list[str], executor: str) -> dict[str, Any]:
+def _run_metadata(
+    plan: RunPlan, split, command: list[str], executor: str, options: dict[str, Any]
+) -> dict[str, Any]:
     folder = plan.folder
     previous = folder.read_run_json() or {}
     now = utc_now()
-    invocation = {"command": command, "executor": executor, "started": now}
+    invocation = {"command": command, "options": options, "executor": executor, "started": now}
     task_ids = sorted(set(previous.get("tasks", [])) | {task.task_id for task in plan.tasks})
     counts = split["split"].value_counts()
     return {
         "run_id": folder.run_id,
         "created": previous.get("created", now),
         "command": command,
+        "options": options,
         "executor": executor,
         "started": now,
         "finished": None,

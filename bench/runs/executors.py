@@ -32,6 +32,7 @@ __all__ = [
     "run_submitit",
     "SlurmSettings",
     "make_slurm_executor",
+    "slurm_parameters",
     "make_submitit_local_executor",
     "parse_gpus",
     "parse_time_min",
@@ -104,10 +105,21 @@ def make_slurm_executor(folder: str | Path, settings: SlurmSettings):
     """Return a submitit SLURM executor whose logs go to ``folder``.
 
     Raises:
-        ConfigError: submitit is not installed.
+        ConfigError: submitit is not installed, or this machine has no SLURM (``srun``).
     """
     submitit = _import_submitit()
-    executor = submitit.SlurmExecutor(folder=str(Path(folder) / "%j"), max_num_timeout=10)
+    try:
+        executor = submitit.SlurmExecutor(folder=str(Path(folder) / "%j"), max_num_timeout=10)
+    except RuntimeError as error:  # submitit raises RuntimeError when srun is missing
+        raise ConfigError(
+            f"--executor slurm: {error}; run it on a SLURM login node, or use --executor local"
+        ) from None
+    executor.update_parameters(**slurm_parameters(settings))
+    return executor
+
+
+def slurm_parameters(settings: SlurmSettings) -> dict[str, Any]:
+    """Return the ``submitit.SlurmExecutor`` parameters for ``settings``."""
     parameters: dict[str, Any] = {
         "job_name": "scarbench",
         "time": settings.time_min,
@@ -115,6 +127,7 @@ def make_slurm_executor(folder: str | Path, settings: SlurmSettings):
         "cpus_per_task": settings.cpus_per_task,
         "ntasks_per_node": 1,
         "array_parallelism": settings.array_parallelism,
+        # SIGUSR2 this long before the time limit, so the job can requeue itself.
         "signal_delay_s": 120,
     }
     if settings.partition:
@@ -125,8 +138,7 @@ def make_slurm_executor(folder: str | Path, settings: SlurmSettings):
         parameters["account"] = settings.account
     if settings.setup:
         parameters["setup"] = list(settings.setup)
-    executor.update_parameters(**parameters)
-    return executor
+    return parameters
 
 
 def make_submitit_local_executor(folder: str | Path, time_min: int = 60):

@@ -57,6 +57,7 @@ DONE_FILE = "DONE"
 ERROR_FILE = "error.txt"
 LOCK_FILE = ".lock"
 CHECKPOINT_FILE = "checkpoint.pt"
+SLURM_FOLDER = "slurm"
 
 
 class TaskState(str, Enum):
@@ -140,7 +141,7 @@ class RunFolder:
         if stored.get("config_hash") != config_hash:
             raise RunError(
                 f"task {task_id} in {self.path} was run with another configuration "
-                f"(config hash {stored.get('config_hash')}, now {config_hash}); "
+                f"(config hash {str(stored.get('config_hash'))[:12]}…, now {config_hash[:12]}…); "
                 "results are never reused or overwritten: pass a new --out or --run-id"
             )
 
@@ -197,11 +198,17 @@ class RunFolder:
             },
         )
 
-    def write_done(self, task_id: str, wall_time_s: float) -> None:
-        """Mark a task finished; written last, after every other file of the task."""
+    def write_done(self, task_id: str, wall_time_s: float, **details: Any) -> None:
+        """Mark a task finished; written last, after every other file of the task.
+
+        Args:
+            task_id: the task.
+            wall_time_s: seconds of the attempt that finished it.
+            **details: further JSON-safe facts, e.g. ``resumed=True``.
+        """
         write_json(
             self.task_dir(task_id) / DONE_FILE,
-            {"finished": utc_now(), "wall_time_s": round(wall_time_s, 3)},
+            {"finished": utc_now(), "wall_time_s": round(wall_time_s, 3), **details},
         )
 
     def write_error(self, task_id: str, traceback_text: str) -> None:
@@ -210,11 +217,19 @@ class RunFolder:
     def _check_no_foreign_files(self) -> None:
         if not self.path.is_dir():
             return
-        entries = [entry.name for entry in self.path.iterdir()]
-        if entries:
+        # A run that another process is starting has split.csv, task folders and
+        # temporary files before its run.json; anything else is not a run folder.
+        foreign = sorted(
+            entry.name
+            for entry in self.path.iterdir()
+            if entry.name not in (SPLIT_FILE, SLURM_FOLDER)
+            and not entry.name.startswith(".")
+            and not (entry.is_dir() and "--seed" in entry.name)
+        )
+        if foreign:
             raise RunError(
-                f"folder {self.path} is not empty ({len(entries)} entries, e.g. {sorted(entries)[:3]}) "
-                f"and has no {RUN_FILE}; pass a new or empty --out"
+                f"folder {self.path} has no {RUN_FILE} but contains other files "
+                f"({len(foreign)}, e.g. {foreign[:3]}); pass a new or empty --out"
             )
 
 
