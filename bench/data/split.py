@@ -111,7 +111,7 @@ def load_split(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: split file not found; make one with make_split and save_split")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     _check_split(frame, path)
-    return frame.loc[:, list(SPLIT_COLUMNS)].astype(object)
+    return frame.loc[:, list(SPLIT_COLUMNS)].astype(str)
 
 
 # --- helpers ------------------------------------------------------------------------
