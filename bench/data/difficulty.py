@@ -170,7 +170,7 @@ def cut_levels(scores: pd.Series, thresholds: tuple[float, float] | None = None)
     if thresholds is None:
         thresholds = tuple(float(value) for value in np.nanquantile(scores, [1 / 3, 2 / 3]))
     low, high = thresholds
-    if not low <= high:
+    if not low < high:
         raise ConfigError(
             f"difficulty thresholds {list(thresholds)} must be increasing, e.g. [0.4, 0.6]"
         )
