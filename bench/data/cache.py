@@ -235,7 +235,7 @@ def _cases_table(
             "spacing_mm": [item.spacing_mm for item in slices],
         }
     )
-    # A rater who did not annotate a case leaves an all-False mask; this flag tells them apart.
+    # A rater who did not annotate a case leaves an all-False mask, and this flag marks such cases.
     for column, flags in present.items():
         cases[f"has_{column}"] = flags
 

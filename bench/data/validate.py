@@ -85,7 +85,7 @@ def validate_dataset(source: str | os.PathLike | DatasetDescriptor) -> list[Prob
     Problems are missing or unreadable files, shape/spacing/orientation
     mismatches, label values outside the declared set, empty myocardium,
     NaN or infinite pixels, duplicate ``case_id`` and patients with
-    conflicting site or scanner. Invalid input never raises, it is reported.
+    conflicting site or scanner. Invalid input is returned as problems, not raised.
     """
     return check_dataset(source).problems
 
