@@ -83,7 +83,7 @@ class PreparedDataset:
             DataError: a case id is not in this dataset.
         """
         positions = pd.Index(self.cases["case_id"]).get_indexer(list(case_ids))
-        missing = [case for case, position in zip(case_ids, positions) if position < 0]
+        missing = [case for case, position in zip(case_ids, positions, strict=True) if position < 0]
         if missing:
             raise DataError(
                 f"{len(missing)} case id(s) not in dataset {self.name!r}, e.g. {missing[:3]}; "
