@@ -27,7 +27,7 @@ __all__ = ["SYNTHETIC_SETTINGS", "synthetic_descriptor", "cache_root"]
 logger = logging.getLogger(__name__)
 
 # About 240 slices: small enough for the CPU smoke matrix, large enough that
-# each difficulty level holds at least a fifth of the slices.
+# each difficulty level has at least a fifth of the slices.
 SYNTHETIC_SETTINGS = {"patients": 40, "slices_per_patient": 6, "size": 128, "seed": 0}
 # Bump when the generator's output changes, so that old cached sets are not reused.
 SYNTHETIC_VERSION = 1

@@ -16,8 +16,8 @@ Features, computed at native resolution inside the myocardium ``M``:
 - ``scar_burden_percent``: 100 · scar pixels / myocardium pixels.
 - ``scar_components``: 8-connected scar components.
 - ``edge_sharpness``: mean Gaussian gradient magnitude (sigma 1 px) on the
-  scar–remote border, divided by the scar–remote intensity difference
-  (1/pixel; a blurred border gives a low value).
+  scar–remote border, divided by the scar–remote intensity difference, in
+  1/pixel. A blurred border gives a low value.
 - ``rater_disagreement``: 1 − mean pairwise Dice between the reference scar
   and every ``scar_rater<k>`` mask; NaN with a single annotation.
 - ``remote_noise``: SD remote / 99th percentile of the image inside the
@@ -70,7 +70,7 @@ REMOTE_MARGIN_PX = 2
 
 @dataclass(frozen=True)
 class Hardness:
-    """How one feature becomes a hardness in [0, 1].
+    """Transform of one feature into a hardness in [0, 1].
 
     Attributes:
         kind: ``"logistic"``, ``"components"`` or ``"linear"``.

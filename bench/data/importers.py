@@ -8,8 +8,8 @@ Example:
 
 Both importers write one manifest row per 2D slice, with paths relative to the
 manifest's folder, and skip slices whose myocardium is empty (counted in the
-result). Images stay where they are; nothing is copied. Unless told
-otherwise, the importers then estimate each slice's difficulty
+result). Images stay where they are; nothing is copied. Unless
+``estimate_difficulty`` is False, the importers then estimate each slice's difficulty
 (``bench.data.difficulty``), so every imported slice has one.
 
 EMIDEC is accepted in two layouts:
@@ -76,7 +76,7 @@ EMIDEC_EXPECTED = (
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import wrote.
+    """Summary of one import.
 
     Attributes:
         descriptor_path: the descriptor YAML.
@@ -114,7 +114,7 @@ def import_emidec(
     Raises:
         ManifestError: ``source`` matches neither layout, or a case has
             images but no contours.
-        DataError: a label file holds values other than 0–4.
+        DataError: a label file contains values other than 0–4.
     """
     source = Path(source)
     layout = detect_emidec_layout(source)
@@ -165,7 +165,7 @@ def import_nnunet(
 ) -> ImportResult:
     """Write a manifest and descriptor for an nnU-Net raw dataset, one row per slice.
 
-    The dataset folder holds ``dataset.json``, ``imagesTr/<case>_0000<ending>``
+    The dataset folder contains ``dataset.json``, ``imagesTr/<case>_0000<ending>``
     and ``labelsTr/<case><ending>``. Only the first channel (``_0000``) is
     used. 3D volumes give one row per slice along the last axis; nnU-Net
     has no patient concept, so each case is its own patient.

@@ -5,9 +5,9 @@ Example:
     >>> write_preview("synthetic", "preview.png", difficulty=2, count=8)  # doctest: +SKIP
 
 Each panel shows one slice at native resolution, cropped to the myocardium's
-bounding box with a margin, with the myocardium outline in green and the
-reference scar outline in red (and the noise-free scar, where the dataset
-has one, dashed in yellow). The panel title is the case id and its level.
+bounding box with a margin. The myocardium outline is green and the
+reference scar outline red. Where the dataset has a noise-free scar, its
+outline is dashed yellow. The panel title is the case id and its level.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def write_preview(
 
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, (_, row) in zip(axes.ravel(), rows.iterrows()):
+    for axis, (_, row) in zip(axes.ravel(), rows.iterrows(), strict=False):
         _draw_panel(axis, read_case(descriptor, row), row)
 
     title = descriptor.name if difficulty is None else f"{descriptor.name}: difficulty {difficulty}"

@@ -15,10 +15,10 @@ simulated: blur, a multiplicative bias field and Rician noise.
 
 Difficulty comes from eight knobs, drawn per slice from one latent hardness
 ``h`` in [0, 1] plus independent jitter (see ``KNOB_RANGES``). Each knob is
-mapped linearly onto [0, 1] between its easy and its hard end; the
-generator's score is the mean of these values over the knobs that apply
-(scar-free slices use only noise, blur, bias and blood-pool brightness), and
-the level is 0 below 1/3, 1 below 2/3 and 2 otherwise. The generator is the
+mapped linearly onto [0, 1] between its easy and its hard end. The
+generator's score is the mean of these values over the knobs that apply, and
+scar-free slices use only noise, blur, bias and blood-pool brightness. The
+level is 0 below 1/3, 1 below 2/3 and 2 otherwise. The generator is the
 expert here, so the manifest stores these levels with
 ``difficulty_source=expert``.
 

@@ -126,7 +126,9 @@ def test_emidec_layouts_agree(emidec_dir, tmp_path):
 
     assert png_frame["case_id"].tolist() == nifti_frame["case_id"].tolist()
     assert png_frame["patient_id"].tolist() == nifti_frame["patient_id"].tolist()
-    for (_, png_row), (_, nifti_row) in zip(png_frame.iterrows(), nifti_frame.iterrows()):
+    for (_, png_row), (_, nifti_row) in zip(
+        png_frame.iterrows(), nifti_frame.iterrows(), strict=True
+    ):
         png_case = read_case(png_descriptor, png_row)
         nifti_case = read_case(nifti_descriptor, nifti_row)
         assert np.array_equal(png_case.myocardium, nifti_case.myocardium)
