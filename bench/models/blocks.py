@@ -26,6 +26,12 @@ __all__ = [
 
 SPATIAL_DIMS = 2
 
+# Activation inside the squeeze-excitation and channel-gate bottlenecks. The
+# small presets have bottlenecks of two to four units, and a ReLU unit whose
+# input starts negative for every image never receives a gradient, so a leaky
+# ReLU keeps every unit trainable.
+GATE_ACTIVATION = ("leakyrelu", {"negative_slope": 0.01})
+
 
 def conv_norm_act(
     in_channels: int,
@@ -71,7 +77,12 @@ class SEConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, se_reduction: int = 4) -> None:
         super().__init__()
         self.convs = DoubleConv(in_channels, out_channels)
-        self.se = ChannelSELayer(SPATIAL_DIMS, out_channels, r=min(se_reduction, out_channels))
+        self.se = ChannelSELayer(
+            SPATIAL_DIMS,
+            out_channels,
+            r=min(se_reduction, out_channels),
+            acti_type_1=GATE_ACTIVATION,
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.se(self.convs(features))
@@ -85,7 +96,7 @@ class ChannelGate(nn.Module):
         hidden = max(channels // reduction, 1)
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size=1),
-            nn.ReLU(inplace=True),
+            nn.LeakyReLU(GATE_ACTIVATION[1]["negative_slope"]),
             nn.Conv2d(hidden, channels, kernel_size=1),
         )
 

@@ -186,7 +186,7 @@ class GridViT(nn.Module):
         nn.init.trunc_normal_(self.position_embedding, std=0.02)
         self.dropout = nn.Dropout(dropout_rate)
         self.layers = nn.ModuleList(
-            TransformerBlock(hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias=True)
+            _transformer_layer(hidden_size, mlp_dim, num_heads, dropout_rate)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=1e-6)
@@ -203,6 +203,16 @@ class GridViT(nn.Module):
 
         tokens = self.norm(tokens)
         return tokens.transpose(1, 2).reshape(batch, hidden, rows, cols)
+
+
+def _transformer_layer(
+    hidden_size: int, mlp_dim: int, num_heads: int, dropout_rate: float
+) -> TransformerBlock:
+    layer = TransformerBlock(hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias=True)
+    # MONAI 1.6.1 creates this norm even without cross-attention; it would be
+    # an unused parameter that never receives a gradient.
+    layer.norm_cross_attn = nn.Identity()
+    return layer
 
 
 class UpsampleBlock(nn.Module):
