@@ -156,7 +156,7 @@ def _execute(plan: RunPlan, executor: str, gpus: str | None, slurm, wait: bool, 
     type=int,
     default=8,
     show_default=True,
-    help="slurm: most jobs of the array running at once.",
+    help="slurm: maximum number of array jobs running at once.",
 )
 @click.option("--mem-gb", type=int, help="slurm: memory per job in GB.")
 @click.option("--account", help="slurm: account to charge.")

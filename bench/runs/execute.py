@@ -1,8 +1,8 @@
 """Plan a run and execute one task end to end: train, predict, per-case metrics, DONE.
 
-``plan_run`` checks everything before any task starts (names, seeds,
+``plan_run`` checks everything before any task starts: names, seeds,
 training options, dataset, the run folder and every stored task
-configuration); ``execute_task`` runs one task under its lock, and records a
+configuration. ``execute_task`` runs one task under its lock. It records a
 failure's traceback in the task folder instead of raising.
 
 Example:
@@ -92,7 +92,7 @@ class TaskOutcome:
     Attributes:
         task_id: the task.
         status: ``done`` (ran now), ``skipped`` (already done), ``failed``,
-            or ``locked`` (another process holds it).
+            or ``locked`` (another process has its lock).
         wall_time_s: seconds this attempt took, or the stored time of a skipped task.
         error: the exception line of a failure.
     """
@@ -132,7 +132,7 @@ def plan_run(matrix, run_dir: str | Path) -> RunPlan:
     Raises:
         ConfigError: no dataset, or invalid training options.
         RegistryError: an unknown backbone, strategy or dataset.
-        RunError: the folder holds a different run, or a task folder stores
+        RunError: the folder contains a different run, or a task folder stores
             another configuration hash.
     """
     if matrix.dataset is None:

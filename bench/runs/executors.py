@@ -54,8 +54,8 @@ def run_local(plan: RunPlan, *, progress: bool = False) -> list[TaskOutcome]:
 def run_local_gpus(plan: RunPlan, gpus: list[str]) -> list[TaskOutcome]:
     """Run the tasks in one worker process per GPU, each pulling from a shared queue.
 
-    Each worker sees only its GPU (``CUDA_VISIBLE_DEVICES``), so a task's
-    ``device="auto"`` selects it as ``cuda:0``.
+    ``CUDA_VISIBLE_DEVICES`` limits each worker to its GPU, so a task's
+    ``device="auto"`` selects that GPU as ``cuda:0``.
 
     Args:
         plan: the validated run.
@@ -85,7 +85,7 @@ class SlurmSettings:
         time_min: wall-time limit per job, in minutes.
         gpus_per_task: GPUs per job.
         cpus_per_task: CPU cores per job.
-        array_parallelism: most array jobs running at once.
+        array_parallelism: maximum number of array jobs running at once.
         mem_gb: memory per job in GB, or ``None`` for the partition default.
         account: SLURM account, or ``None``.
         setup: shell lines run before each job (e.g. ``module load cuda``).
@@ -172,11 +172,11 @@ def run_submitit(plan: RunPlan, executor, *, wait: bool = True) -> list[TaskOutc
 
 
 class SubmititTask:
-    """The callable each submitit job runs; requeued with the same request on pre-emption.
+    """The callable that each submitit job runs.
 
     submitit calls ``checkpoint`` when the job is pre-empted or reaches its time
-    limit; returning the same call requeues it, and the task then resumes from
-    its ``checkpoint.pt``.
+    limit. Returning the same call requeues the job, and the task then resumes
+    from its ``checkpoint.pt``.
     """
 
     def __call__(self, request: TaskRequest) -> TaskOutcome:

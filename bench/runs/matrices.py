@@ -1,7 +1,7 @@
 """Task matrices: which backbones, strategies and seeds a run trains, on which data.
 
 The built-in matrices (``smoke``, ``emidec-cpu``, ``full``) register in
-``bench.registry.MATRICES`` when this module is imported; a YAML file with the
+``bench.registry.MATRICES`` when this module is imported. A YAML file with the
 schema in ``docs/runs.md`` defines a user matrix.
 
 Example:
@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 STANDARD_BACKBONES = ("unet", "attention_unet", "transunet", "scarnet")
 
 # Epochs of the built-in matrices, kept together so they can be tuned in one place.
-# NOTE: SMOKE_EPOCHS and EMIDEC_CPU_EPOCHS are estimates for 2 CPU cores (smoke: all
-# 8 tasks under 10 minutes; emidec-cpu: about an hour); re-measure them when the
-# backbones or the engine change.
+# NOTE: SMOKE_EPOCHS and EMIDEC_CPU_EPOCHS are estimates, not measurements. They aim at
+# 2 CPU cores: all 8 smoke tasks under 10 minutes, and emidec-cpu in about an hour.
+# Re-measure them when a backbone or the engine changes.
 SMOKE_EPOCHS = 3
 EMIDEC_CPU_EPOCHS = 30
 FULL_EPOCHS = 1000

@@ -104,10 +104,10 @@ class RunFolder:
         return _read_json(self.run_json_path)
 
     def check_same_run(self, matrix_name: str, dataset: dict[str, Any]) -> None:
-        """Raise unless this folder is empty, new, or holds the same matrix and dataset.
+        """Check that this folder is new, empty, or contains a run of the same matrix and dataset.
 
         Raises:
-            RunError: the folder holds another run, or files that are not a run.
+            RunError: the folder contains another run, or files that are not a run.
         """
         stored = self.read_run_json()
         if stored is None:
@@ -117,13 +117,13 @@ class RunFolder:
         stored_matrix = stored.get("matrix", {}).get("name")
         if stored_matrix != matrix_name:
             raise RunError(
-                f"run folder {self.path} holds a run of matrix {stored_matrix!r}, not {matrix_name!r}; "
+                f"run folder {self.path} contains a run of matrix {stored_matrix!r}, not {matrix_name!r}; "
                 "pass a new --out or --run-id for this matrix"
             )
         stored_dataset = stored.get("dataset", {})
         if _dataset_key(stored_dataset) != _dataset_key(dataset):
             raise RunError(
-                f"run folder {self.path} holds a run on dataset {stored_dataset.get('name')!r} "
+                f"run folder {self.path} contains a run on dataset {stored_dataset.get('name')!r} "
                 f"(manifest sha256 {str(stored_dataset.get('manifest_sha256'))[:12]}…), not "
                 f"{dataset.get('name')!r} (manifest sha256 {str(dataset.get('manifest_sha256'))[:12]}…); "
                 "pass a new --out or --run-id for this dataset"

@@ -54,8 +54,9 @@ def no_difficulty_dataset(tiny_dataset: Path) -> Path:
 def make_matrix(tmp_path: Path, tiny_dataset: Path):
     """Return a function that writes a matrix YAML and returns its path.
 
-    Defaults: unet small, standard + curriculum, seed 0, 3 epochs (1 per curriculum stage) on the CPU,
-    a checkpoint every epoch, on the tiny dataset; keyword arguments replace keys.
+    The defaults are unet small, standard + curriculum, seed 0 and 3 epochs (1 per
+    curriculum stage) on the CPU with a checkpoint every epoch, on the tiny dataset.
+    Keyword arguments replace keys.
     """
 
     def write(name: str = "tiny", **fields) -> Path:

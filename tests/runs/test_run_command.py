@@ -150,7 +150,7 @@ def test_other_matrix_in_same_folder_rejected(finished_run, make_matrix):
     run_dir, _, _ = finished_run
     result = invoke("run", "--matrix", str(make_matrix("other")), "--out", str(run_dir))
     assert result.exit_code == 2
-    assert "holds a run of matrix 'tiny', not 'other'" in result.output
+    assert "contains a run of matrix 'tiny', not 'other'" in result.output
 
 
 def test_other_dataset_in_same_folder_rejected(finished_run, make_matrix, no_difficulty_dataset):
@@ -158,7 +158,7 @@ def test_other_dataset_in_same_folder_rejected(finished_run, make_matrix, no_dif
     matrix = make_matrix("tiny", dataset=str(no_difficulty_dataset))
     result = invoke("run", "--matrix", str(matrix), "--out", str(run_dir))
     assert result.exit_code == 2
-    assert "holds a run on dataset 'synthetic'" in result.output
+    assert "contains a run on dataset 'synthetic'" in result.output
 
 
 def test_dry_run_writes_nothing(tmp_path, make_matrix):
