@@ -24,8 +24,8 @@ def build_attention_unet(*, image_size: int, channels: Sequence[int]) -> nn.Modu
     """Build a 2D Attention U-Net with one input and one output channel.
 
     Args:
-        image_size: input size in pixels; any multiple of 16 works.
-        channels: channels per level; each level after the first halves the resolution.
+        image_size: input size in pixels. Any multiple of 16 works.
+        channels: channels per level. Each level after the first halves the resolution.
     """
     del image_size
     return AttentionUnet(

@@ -7,7 +7,7 @@ Example:
     >>> model(torch.zeros(2, 1, 64, 64)).shape
     torch.Size([2, 1, 64, 64])
     >>> describe_backbone("unet", "small")["parameters"]  # doctest: +SKIP
-    482577
+    488241
 
 Every backbone maps ``(N, 1, H, W)`` float images to ``(N, 1, H, W)`` scar
 logits, with ``H`` and ``W`` multiples of 16 (four halvings of resolution).
@@ -47,7 +47,7 @@ class BackboneSpec:
     Attributes:
         name: registry name, e.g. ``"attention_unet"``.
         description: one line for ``bench list backbones``.
-        presets: preset name → keyword arguments of ``builder``; every backbone
+        presets: preset name → keyword arguments of ``builder``. Every backbone
             has ``"small"`` (CPU training) and ``"base"`` (paper scale).
         builder: called as ``builder(image_size=..., **preset, **options)`` and
             returning a module that maps ``(N, 1, H, W)`` to ``(N, 1, H, W)`` logits.
@@ -82,9 +82,9 @@ def build_backbone(
     Args:
         name: registered backbone name (see ``bench list backbones``).
         preset: preset of that backbone, ``"small"`` or ``"base"`` for the built-ins.
-        image_size: input height and width in pixels; a multiple of 16. Backbones
+        image_size: input height and width in pixels, a multiple of 16. Backbones
             with a position embedding size it to this grid.
-        in_channels: input channels; only single-channel LGE slices (1) are supported.
+        in_channels: input channels. Only single-channel LGE slices (1) are supported.
         **options: backbone-specific options, e.g. ``encoder_weights=PATH`` for
             ``scarnet``.
 
@@ -113,8 +113,8 @@ def describe_backbone(name: str, preset: str, image_size: int = 64) -> dict[str,
     """Count parameters and forward FLOPs of one backbone preset.
 
     FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` on one image in
-    eval mode; it counts a multiply-add as two FLOPs and covers matrix products
-    and convolutions, not element-wise operations such as normalisation.
+    eval mode. It counts a multiply-add as two FLOPs and covers matrix products
+    and convolutions, but not element-wise operations such as normalisation.
 
     Returns:
         A dict with ``backbone``, ``preset``, ``parameters``, ``image_size`` and
@@ -144,8 +144,8 @@ def count_parameters(model: nn.Module) -> int:
 def _preset_config(spec: BackboneSpec, preset: str) -> dict[str, Any]:
     if preset not in spec.presets:
         raise ConfigError(
-            f"unknown preset {preset!r} for backbone {spec.name!r}; "
-            f"supported presets: {', '.join(spec.presets)}"
+            f"unknown preset {preset!r} for backbone {spec.name!r}. "
+            f"Supported presets: {', '.join(spec.presets)}"
         )
     return dict(spec.presets[preset])
 
@@ -153,7 +153,7 @@ def _preset_config(spec: BackboneSpec, preset: str) -> dict[str, Any]:
 def _check_image_size(image_size: int) -> None:
     if not isinstance(image_size, int) or image_size <= 0 or image_size % SIZE_MULTIPLE:
         raise ConfigError(
-            f"invalid image_size {image_size!r}; backbones need a positive multiple of "
+            f"invalid image_size {image_size!r}. Backbones need a positive multiple of "
             f"{SIZE_MULTIPLE} pixels, e.g. 64 or 128"
         )
 
@@ -161,7 +161,7 @@ def _check_image_size(image_size: int) -> None:
 def _check_in_channels(in_channels: int) -> None:
     if in_channels != 1:
         raise ConfigError(
-            f"invalid in_channels {in_channels!r}; backbones take single-channel LGE "
+            f"invalid in_channels {in_channels!r}. Backbones take single-channel LGE "
             "slices, so in_channels must be 1"
         )
 
@@ -171,8 +171,8 @@ def _check_options(spec: BackboneSpec, options: dict[str, Any]) -> None:
     if unknown:
         supported = ", ".join(spec.options) if spec.options else "none"
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for backbone {spec.name!r}; "
-            f"supported options: {supported}"
+            f"unknown option(s) {', '.join(unknown)} for backbone {spec.name!r}. "
+            f"Supported options: {supported}"
         )
 
 
@@ -180,12 +180,12 @@ def _check_input_shape(module: nn.Module, inputs: tuple[Any, ...]) -> None:
     image = inputs[0]
     if image.ndim != 4 or image.shape[1] != 1:
         raise ConfigError(
-            f"invalid input shape {tuple(image.shape)}; backbones take (N, 1, H, W) "
+            f"invalid input shape {tuple(image.shape)}. Backbones take (N, 1, H, W) "
             "single-channel images"
         )
     height, width = image.shape[-2:]
     if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
         raise ConfigError(
-            f"invalid input size {height}x{width}; height and width must be multiples "
+            f"invalid input size {height}x{width}. Height and width must be multiples "
             f"of {SIZE_MULTIPLE} pixels"
         )

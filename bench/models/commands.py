@@ -38,7 +38,7 @@ def _presets(spec: BackboneSpec, preset: str | None) -> list[str]:
     if preset is None:
         return list(spec.presets)
     if preset not in spec.presets:
-        logger.info("backbone %s has no preset %r; skipped", spec.name, preset)
+        logger.info("skipped backbone %s, which has no preset %r", spec.name, preset)
         return []
     return [preset]
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> import torch
-    >>> from bench.models.sam_encoder import SamImageEncoder
+    >>> from bench.models.sam_encoder import SamImageEncoder, load_encoder_weights
     >>> encoder = SamImageEncoder(image_size=64, embed_dim=96, depth=2, num_heads=4,
     ...                           global_attn_indexes=(1,), out_channels=32)
     >>> encoder(torch.zeros(1, 3, 64, 64)).shape
@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 PATCH_SIZE = 16
 
-# SAM checkpoints store the whole model; the image encoder's keys carry this prefix.
+# SAM checkpoints store the whole model, and the image encoder's keys carry this prefix.
 ENCODER_PREFIX = "image_encoder."
 
-# Keys whose shape depends on the token grid; they are interpolated on load.
+# Keys whose shape depends on the token grid, so they are interpolated on load.
 _GRID_DEPENDENT_SUFFIXES = ("pos_embed", "attn.rel_pos_h", "attn.rel_pos_w")
 
 
@@ -49,12 +49,12 @@ class SamImageEncoder(nn.Module):
     """SAM's ViT image encoder: 16-pixel patches, windowed and global attention, conv neck.
 
     Args:
-        image_size: input size in pixels; the position embedding covers the
+        image_size: input size in pixels. The position embedding covers the
             ``image_size / 16`` token grid and is interpolated for other sizes.
         embed_dim: token width (768 in ViT-B).
         depth: transformer blocks (12 in ViT-B).
         num_heads: attention heads (12 in ViT-B).
-        global_attn_indexes: blocks that attend over the whole grid; the others
+        global_attn_indexes: blocks that attend over the whole grid. The others
             attend within ``window_size`` windows ((2, 5, 8, 11) in ViT-B).
         window_size: side of the attention windows in tokens (14 in SAM).
         out_channels: channels of the neck output (256 in SAM).
@@ -111,7 +111,7 @@ class SamImageEncoder(nn.Module):
 def load_encoder_weights(encoder: SamImageEncoder, path: str | os.PathLike) -> None:
     """Load a SAM or MedSAM image-encoder checkpoint into ``encoder`` with a strict key match.
 
-    The file may hold the encoder's state dict, or a whole SAM model whose
+    The file may contain the encoder's state dict, or a whole SAM model whose
     encoder keys start with ``image_encoder.`` (the other keys are ignored).
     A position embedding or relative-position table sized for another token
     grid, such as SAM's 64×64 grid of 1024-pixel inputs, is interpolated to
@@ -125,7 +125,7 @@ def load_encoder_weights(encoder: SamImageEncoder, path: str | os.PathLike) -> N
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"encoder weights file not found: {path}; pass the path of a local SAM or "
+            f"encoder weights file not found: {path}. Pass the path of a local SAM or "
             "MedSAM checkpoint (.pth)"
         )
     state = _encoder_state(_read_checkpoint(path), path)
@@ -199,7 +199,7 @@ class EncoderBlock(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         rows, cols = tokens.shape[1:3]
-        # A window as large as the grid is global attention without padding;
+        # A window as large as the grid is global attention without padding.
         # SAM would pad a 4×4 grid to one 14×14 window and attend to the padding too.
         window = self.window_size if 0 < self.window_size < max(rows, cols) else 0
 
@@ -221,7 +221,7 @@ class RelPosAttention(nn.Module):
         embed_dim: token width.
         num_heads: attention heads.
         table_size: side in tokens of the region attended over (a window or the
-            whole grid); the tables hold ``2 * table_size - 1`` offsets per axis.
+            whole grid). The tables contain ``2 * table_size - 1`` offsets per axis.
         windowed: the tables belong to fixed-size windows, so a smaller region
             uses their central offsets. Tables of global attention are instead
             interpolated to the grid, as the position embedding is.
@@ -267,7 +267,7 @@ def _relative_table(table: torch.Tensor, size: int, crop: bool) -> torch.Tensor:
     """Return the ``(size, size, head_dim)`` embeddings of offsets ``i - j`` along one axis.
 
     With ``crop``, a table longer than needed gives its central ``2 * size - 1``
-    rows (the same token offsets); otherwise a table of another length is interpolated.
+    rows (the same token offsets). Otherwise a table of another length is interpolated.
     """
     offsets = 2 * size - 1
     if crop and table.shape[0] > offsets:
@@ -321,15 +321,15 @@ def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
         raise CheckpointError(
-            f"cannot read encoder weights {path}: {error}; pass a PyTorch state dict file"
+            f"cannot read encoder weights {path}: {error}. Pass a PyTorch state dict file"
         ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(wrapper), Mapping):
             checkpoint = checkpoint[wrapper]
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(
-            f"encoder weights {path} contain a {type(checkpoint).__name__}, not a state dict; "
-            "pass a SAM or MedSAM checkpoint"
+            f"encoder weights {path} contain a {type(checkpoint).__name__}, not a state dict. "
+            "Pass a SAM or MedSAM checkpoint"
         )
     return checkpoint
 
@@ -344,7 +344,7 @@ def _encoder_state(checkpoint: Mapping[str, torch.Tensor], path: Path) -> dict[s
         if key.startswith(ENCODER_PREFIX)
     }
     logger.debug(
-        "using the %d %s* keys of %s; ignoring %d others",
+        "using the %d %s* keys of %s and ignoring %d others",
         len(state),
         ENCODER_PREFIX,
         path,
@@ -362,15 +362,15 @@ def _check_keys(
         raise CheckpointError(
             f"encoder weights {path} do not match the SAM image encoder: "
             f"{len(missing)} missing key(s) [{_preview(missing)}], "
-            f"{len(unexpected)} unexpected key(s) [{_preview(unexpected)}]; "
-            "pass a SAM or MedSAM ViT checkpoint whose depth matches the preset"
+            f"{len(unexpected)} unexpected key(s) [{_preview(unexpected)}]. "
+            "Pass a SAM or MedSAM ViT checkpoint whose depth matches the preset"
         )
 
 
 def _match_shapes(
     state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], path: Path
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Interpolate grid-dependent tensors to the encoder's shapes; reject other mismatches."""
+    """Interpolate grid-dependent tensors to the encoder's shapes and reject other mismatches."""
     matched: dict[str, torch.Tensor] = {}
     resized: list[str] = []
     mismatched: list[str] = []
@@ -386,7 +386,7 @@ def _match_shapes(
     if mismatched:
         raise CheckpointError(
             f"encoder weights {path} have {len(mismatched)} tensor(s) of the wrong shape "
-            f"(checkpoint vs model) [{_preview(mismatched)}]; the preset's width or heads "
+            f"(checkpoint vs model) [{_preview(mismatched)}]. The preset's width or heads "
             "differ from the checkpoint's, so use the preset that matches it (ViT-B: base)"
         )
     return matched, resized
@@ -408,5 +408,5 @@ def _interpolate_to(key: str, value: torch.Tensor, target: torch.Tensor) -> torc
 
 
 def _preview(items: Sequence[str], limit: int = 8) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", … {len(items) - limit} more" if len(items) > limit else "")
+    listed = ", ".join(items[:limit])
+    return listed + (f", … {len(items) - limit} more" if len(items) > limit else "")

@@ -31,8 +31,8 @@ __all__ = ["ScarNet", "build_scarnet", "SPEC"]
 
 logger = logging.getLogger(__name__)
 
-# SAM's patch embedding takes RGB; a grayscale slice is repeated on the three
-# channels, as MedSAM does with grayscale images.
+# SAM's patch embedding takes RGB, so a grayscale slice is repeated on the
+# three channels, as MedSAM does with grayscale images.
 SAM_IMAGE_CHANNELS = 3
 
 
@@ -40,7 +40,7 @@ class ScarNet(nn.Module):
     """ScarNet for one input and one output channel.
 
     Args:
-        image_size: input size in pixels; sizes the encoder's position embedding.
+        image_size: input size in pixels, which sizes the encoder's position embedding.
         embed_dim: SAM encoder token width (768 for ViT-B).
         depth: SAM encoder blocks (12 for ViT-B).
         num_heads: SAM encoder attention heads (12 for ViT-B).
@@ -51,7 +51,7 @@ class ScarNet(nn.Module):
         unet_channels: channels of the five U-Net branch levels.
         fusion_channels: channels of the convolutions that fuse both branches.
         encoder_weights: optional path of a SAM or MedSAM checkpoint for the
-            encoder; without it the encoder starts from random weights.
+            encoder. Without it the encoder starts from random weights.
     """
 
     def __init__(
@@ -101,7 +101,7 @@ class ScarNet(nn.Module):
 
 
 def build_scarnet(*, image_size: int, **config) -> nn.Module:
-    """Build a ``ScarNet``; ``config`` holds its keyword arguments, including ``encoder_weights``."""
+    """Build a ``ScarNet``; ``config`` contains its keyword arguments, including ``encoder_weights``."""
     return ScarNet(image_size=image_size, **config)
 
 
@@ -122,7 +122,7 @@ class MultiScaleDecoder(nn.Module):
     """The encoder branch's decoder: four ``AttentiveUpBlock``s and a fusion of their scales.
 
     Each scale is projected to ``out_channels`` by a 1×1 convolution and
-    upsampled to full resolution; a 3×3 convolution fuses the concatenation.
+    upsampled to full resolution. A 3×3 convolution fuses the concatenation.
     """
 
     def __init__(self, in_channels: int, up_channels: Sequence[int], out_channels: int) -> None:

@@ -8,7 +8,7 @@ A ResNet-50-style CNN (root, then stages of 3, 4 and 9 bottleneck units)
 brings the image to 1/16 resolution. A ViT runs on that grid with patch size
 1 and a learned position embedding. The cascaded upsampler then doubles the
 resolution four times, concatenating the CNN features at 1/8, 1/4 and 1/2.
-The ViT uses MONAI's ``TransformerBlock``; convolutions use MONAI's ``Convolution``.
+The ViT uses MONAI's ``TransformerBlock``, and convolutions use MONAI's ``Convolution``.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ class TransUNet(nn.Module):
     """TransUNet for one input and one output channel.
 
     Args:
-        image_size: input size in pixels; sizes the position embedding to the
-            ``image_size / 16`` token grid. Other sizes are interpolated at run time.
+        image_size: input size in pixels, which sizes the position embedding to
+            the ``image_size / 16`` token grid. Other sizes are interpolated at run time.
         root_channels: channels of the 7×7 root convolution (64 in ResNet-50).
         stage_units: bottleneck units per stage ((3, 4, 9) in TransUNet's R50).
-        stage_channels: output channels per stage ((256, 512, 1024) in R50); the
+        stage_channels: output channels per stage ((256, 512, 1024) in R50). The
             bottleneck width is a quarter of these.
         norm_groups: groups of the group normalisation in the CNN (32 in R50).
         hidden_size: ViT token width.
@@ -91,7 +91,7 @@ class TransUNet(nn.Module):
 
 
 def build_transunet(*, image_size: int, **config) -> nn.Module:
-    """Build a ``TransUNet``; ``config`` holds its keyword arguments."""
+    """Build a ``TransUNet``; ``config`` contains its keyword arguments."""
     return TransUNet(image_size=image_size, **config)
 
 
@@ -133,8 +133,8 @@ class ResNetEncoder(nn.Module):
         norm_groups: int,
     ) -> None:
         super().__init__()
-        # NOTE: TransUNet's R50 uses weight-standardised convolutions (from BiT);
-        # these are plain convolutions, which matters only for loading BiT weights.
+        # NOTE: TransUNet's R50 uses weight-standardised convolutions (from BiT),
+        # but these are plain convolutions. That matters for loading BiT weights.
         norm = ("group", {"num_groups": norm_groups})
         self.root = conv_norm_act(1, root_channels, kernel_size=7, strides=2, norm=norm)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -209,8 +209,8 @@ def _transformer_layer(
     hidden_size: int, mlp_dim: int, num_heads: int, dropout_rate: float
 ) -> TransformerBlock:
     layer = TransformerBlock(hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias=True)
-    # MONAI 1.6.1 creates this norm even without cross-attention; it would be
-    # an unused parameter that never receives a gradient.
+    # MONAI 1.6.1 creates this norm even without cross-attention, where it
+    # would be an unused parameter that never receives a gradient.
     layer.norm_cross_attn = nn.Identity()
     return layer
 

@@ -25,7 +25,7 @@ def build_unet(*, image_size: int, features: Sequence[int]) -> nn.Module:
     """Build a 2D U-Net with one input and one output channel.
 
     Args:
-        image_size: input size in pixels; a plain U-Net works at any multiple of 16.
+        image_size: input size in pixels. A plain U-Net works at any multiple of 16.
         features: channels of the five encoder levels and of the last decoder
             level, as MONAI's ``BasicUNet`` expects.
     """

@@ -13,7 +13,7 @@ from bench.registry import BACKBONES
 BACKBONE_NAMES = ("unet", "attention_unet", "transunet", "scarnet")
 
 # Trainable parameters at image_size=64. transunet base is R50-ViT-B/16 (about
-# 105 M, as in the TransUNet paper). scarnet base holds SAM's ViT-B encoder:
+# 105 M, as in the TransUNet paper). scarnet base contains SAM's ViT-B encoder:
 # 86,476,032 of its parameters, which is SAM's 89,670,912 less the position
 # embedding and global relative-position tables of the 1024-pixel input grid.
 PARAMETER_COUNTS = {

@@ -17,7 +17,7 @@ def test_unknown_backbone_suggests_name():
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(ConfigError, match="unknown preset 'large'.*supported presets: small, base"):
+    with pytest.raises(ConfigError, match="unknown preset 'large'.*Supported presets: small, base"):
         build_backbone("unet", "large")
 
 
@@ -34,12 +34,12 @@ def test_more_than_one_channel_rejected():
 
 def test_unknown_option_lists_supported():
     with pytest.raises(
-        ConfigError, match="unknown option.*encoder_weights.*supported options: none"
+        ConfigError, match="unknown option.*encoder_weights.*Supported options: none"
     ):
         build_backbone("unet", encoder_weights="sam.pth")
 
     with pytest.raises(
-        ConfigError, match="unknown option.*dropout.*supported options: encoder_weights"
+        ConfigError, match="unknown option.*dropout.*Supported options: encoder_weights"
     ):
         build_backbone("scarnet", dropout=0.1)
 
