@@ -87,12 +87,13 @@ class TaskRequest:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What happened to one task in this invocation.
+    """Outcome of one task in this invocation.
 
     Attributes:
         task_id: the task.
         status: ``done`` (ran now), ``skipped`` (already done), ``failed``,
-            or ``locked`` (another process has its lock).
+            ``locked`` (another process has its lock), or ``submitted``
+            (a cluster job that ``bench run --no-wait`` did not wait for).
         wall_time_s: seconds this attempt took, or the stored time of a skipped task.
         error: the exception line of a failure.
     """
