@@ -10,7 +10,7 @@ PNG keeps the HTML free of any ``http`` reference (matplotlib's SVG carries an
 ``xmlns`` URL) and keeps the file size bounded when there are many points.
 Every figure is a ``matplotlib.figure.Figure`` built without pyplot, so no
 global state or display is needed. Scatter plots with more than
-``MAX_POINTS`` points show a seeded random subsample, and the caption says so.
+``MAX_POINTS`` points show a seeded random subsample, and the caption states it.
 """
 
 from __future__ import annotations
@@ -131,11 +131,11 @@ def dice_distribution_figure(paired: pd.DataFrame) -> EmbeddedFigure:
             for position, (strategy, offset) in enumerate(zip(strategies, offsets, strict=True)):
                 values = rows.loc[rows["strategy"] == strategy, "dice"].dropna().to_numpy()
                 _draw_box(axes, values, offset, width * 0.7, strategy_colour(strategy, position))
-                shown = wide[strategy].dropna().to_numpy()
-                jitter = rng.uniform(-width * 0.12, width * 0.12, size=shown.size)
+                drawn_dice = wide[strategy].dropna().to_numpy()
+                jitter = rng.uniform(-width * 0.12, width * 0.12, size=drawn_dice.size)
                 axes.scatter(
-                    np.full(shown.size, offset) + jitter,
-                    shown,
+                    np.full(drawn_dice.size, offset) + jitter,
+                    drawn_dice,
                     s=7,
                     alpha=0.55,
                     linewidths=0,
@@ -173,13 +173,13 @@ def burden_scatter_figure(
             rows = per_case[per_case["task_label"] == label]
             true_burden = rows["true_burden"].to_numpy(dtype=float)
             pred_burden = rows["pred_burden"].to_numpy(dtype=float)
-            shown = _subsample_index(true_burden.size, rng)
-            if shown.size < true_burden.size:
+            drawn = _subsample_index(true_burden.size, rng)
+            if drawn.size < true_burden.size:
                 subsampled = f"a random {MAX_POINTS} cases per panel (seed {SUBSAMPLE_SEED})"
 
             colour = strategy_colour(str(rows["strategy"].iloc[0]))
             axes.scatter(
-                true_burden[shown], pred_burden[shown], s=8, alpha=0.6, linewidths=0, color=colour
+                true_burden[drawn], pred_burden[drawn], s=8, alpha=0.6, linewidths=0, color=colour
             )
             limit = _axis_limit(true_burden, pred_burden)
             axes.plot(
@@ -228,15 +228,15 @@ def bland_altman_figure(
             rows = per_case[per_case["task_label"] == label]
             true_burden = rows["true_burden"].to_numpy(dtype=float)
             pred_burden = rows["pred_burden"].to_numpy(dtype=float)
-            shown = _subsample_index(true_burden.size, rng)
-            if shown.size < true_burden.size:
+            drawn = _subsample_index(true_burden.size, rng)
+            if drawn.size < true_burden.size:
                 subsampled = f"a random {MAX_POINTS} cases per panel (seed {SUBSAMPLE_SEED})"
 
             mean_burden = (true_burden + pred_burden) / 2
             difference = pred_burden - true_burden
             colour = strategy_colour(str(rows["strategy"].iloc[0]))
             axes.scatter(
-                mean_burden[shown], difference[shown], s=8, alpha=0.6, linewidths=0, color=colour
+                mean_burden[drawn], difference[drawn], s=8, alpha=0.6, linewidths=0, color=colour
             )
             _draw_agreement_lines(axes, _as_dict(statistics[label]["bland_altman"]))
             axes.axhline(0, color="#999999", linewidth=0.6)
@@ -487,9 +487,16 @@ def _draw_stage_boundaries(axes: Any, log: pd.DataFrame, reselected: pd.DataFram
 
 
 def _reselected_counts(reselected: pd.DataFrame | None) -> dict[Any, int] | None:
-    """Distinct slices flagged per stage; None when the task wrote no ``reselected.csv``."""
+    """Count distinct slices per stage that the next stage oversamples.
+
+    Returns None when the task wrote no ``reselected.csv``. Rows whose
+    ``oversampled`` is false (spikes in the last stage, or a strategy that
+    only records spikes) are not counted.
+    """
     if reselected is None or "stage" not in reselected:
         return None
+    if "oversampled" in reselected:
+        reselected = reselected[reselected["oversampled"].astype(str).str.lower() == "true"]
     if reselected.empty:
         return {}
     return reselected.groupby("stage")["case_id"].nunique().to_dict()

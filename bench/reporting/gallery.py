@@ -10,7 +10,7 @@ For each model the gallery shows one seed's tasks (the lowest seed of the
 first run where the reference strategy and another strategy both finished),
 so every contour and Dice value in a panel comes from the same trained
 networks. Images and masks come from the prepared dataset named in
-``run.json``, read through ``bench.data.cache.load_prepared``; predictions are
+``run.json``, read through ``bench.data.cache.load_prepared``. Predictions are
 thresholded with ``bench.evaluation.metrics.binarize`` and restricted to the
 myocardium, as the per-case metrics are.
 """
@@ -48,8 +48,8 @@ def gallery_figures(
             from ``load.load_prepared_for_run``.
 
     Returns:
-        Per model, ``{"model", "task_ids", "figure" (or None), "note"}``; the
-        note says why a figure is missing (no prepared data, no predictions).
+        Per model, ``{"model", "task_ids", "figure" (or None), "note"}``. The
+        note gives the reason when a figure is missing (no prepared data, no predictions).
     """
     panels = []
     for model in sorted(paired["model"].unique()):
@@ -81,9 +81,9 @@ def select_gallery_cases(dice: pd.DataFrame, reference: str, other: str) -> dict
     Dice in either strategy (both masks empty) are not candidates.
 
     Returns:
-        Case id → its roles joined by " and " (one case can be both best
-        and most improved), in display order; empty when no case has a Dice
-        under both strategies.
+        Case id → its roles joined by " and ", in display order, because one
+        case can be both best and most improved. The mapping is empty when no
+        case has a Dice under both strategies.
     """
     both = dice[[reference, other]].dropna()
     if both.empty:

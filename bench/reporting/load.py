@@ -6,12 +6,15 @@ Example:
     >>> data.per_case.groupby(["backbone", "strategy"]).dice.median()  # doctest: +SKIP
 
 Every task that ``run.json`` lists or that has a folder becomes a
-``TaskRecord`` with a status: ``done`` (``DONE`` written and ``per_case.csv``
-readable), ``failed`` (``error.txt`` present, or ``DONE`` without a readable
-``per_case.csv``), ``incomplete`` (a folder without ``DONE``) or ``missing``
-(listed in ``run.json`` without a folder). Only ``done`` tasks feed the
-statistics; the others are listed in the report so that none is dropped
-silently.
+``TaskRecord`` with one of these statuses:
+
+- ``done``: ``DONE`` written and ``per_case.csv`` readable.
+- ``failed``: ``error.txt`` present, or ``DONE`` without a readable ``per_case.csv``.
+- ``incomplete``: a folder without ``DONE``.
+- ``missing``: listed in ``run.json`` without a folder.
+
+Only ``done`` tasks feed the statistics. The report lists the others, so
+none is dropped silently.
 """
 
 from __future__ import annotations
@@ -205,9 +208,9 @@ def read_predictions(task: TaskRecord) -> tuple[np.ndarray, np.ndarray]:
     try:
         return _read_prediction_arrays(task.predictions_path, allow_pickle=False)
     except ValueError:
-        # NOTE: run folders written before case ids were stored as a fixed-width
-        # string array hold them as a pickled object array; our own run folders
-        # are trusted input, so they are read with pickle enabled.
+        # NOTE: `bench run` stores case ids as an object array, which np.load
+        # reads only with pickle enabled. Run folders are this tool's own
+        # output, so they are trusted enough for that.
         logger.debug("%s stores case ids as an object array", task.predictions_path)
         return _read_prediction_arrays(task.predictions_path, allow_pickle=True)
 
@@ -217,7 +220,7 @@ def load_prepared_for_run(run: RunRecord) -> tuple[Any | None, str]:
 
     Returns:
         ``(dataset, "")``, or ``(None, reason)`` when the dataset cannot be
-        read on this machine; the report then shows the reason in place of
+        read on this machine. The report then shows the reason in place of
         the gallery and of the training-set difficulty counts.
     """
     source = _dataset_source(run.info)
@@ -264,7 +267,9 @@ def _read_run_json(folder: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RunError(f"cannot read {path}: {error}; the run folder is damaged") from None
     if not isinstance(info, dict):
-        raise RunError(f"{path} holds a {type(info).__name__}, expected a JSON object")
+        raise RunError(
+            f"{path} contains a {type(info).__name__}, expected a JSON object; the run folder is damaged"
+        )
     return info
 
 
@@ -334,7 +339,7 @@ def _task_status(folder: Path) -> tuple[str, str]:
 
 
 def _last_error_line(path: Path) -> str:
-    """The last non-empty line of a traceback, which names the exception."""
+    """Return the last non-empty line of a traceback, which names the exception."""
     lines = [
         line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
     ]

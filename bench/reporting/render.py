@@ -9,7 +9,7 @@ Example:
 Outputs sit beside the HTML and share its stem: ``NAME.html``,
 ``NAME.summary.json`` and one ``NAME.<table>.csv`` per table, so several
 reports can share the ``reports/`` folder. The HTML embeds every figure as a
-base64 PNG and holds no external script, font, style or link.
+base64 PNG and contains no external script, font, style or link.
 """
 
 from __future__ import annotations
@@ -327,9 +327,9 @@ def _split_counts(split: pd.DataFrame | None) -> dict[str, dict[str, int]]:
 def _difficulty_counts(
     data: ReportData, prepared_by_run: Mapping[str, tuple[Any, str]]
 ) -> dict[str, Any]:
-    """Slices per split and difficulty level, and where the levels came from (expert or estimated).
+    """Count slices per split and difficulty level, and name the levels' source (expert or estimated).
 
-    The counts come from the first run's prepared dataset and split; when
+    The counts come from the first run's prepared dataset and split. When
     the dataset cannot be read here, only the test slices of ``per_case.csv``
     are counted.
     """
@@ -357,7 +357,7 @@ def _difficulty_counts(
 
 
 def _breakdown_display(frame: pd.DataFrame, column: str) -> dict[str, Any]:
-    """One row per model and level, one cell per strategy, for a compact table."""
+    """Arrange a breakdown as one row per model and level, with one cell per strategy."""
     strategies = figures.ordered_strategies(frame["strategy"].unique())
     rows = []
     for (model, level), group in frame.groupby(["model", column], sort=True):
