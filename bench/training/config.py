@@ -67,7 +67,7 @@ class TrainConfig:
         spike_min_history: epochs of the stage a slice needs before it can spike.
         budget: ``"epochs"`` (each strategy trains its own epochs) or
             ``"equal-images"`` (curriculum stage epochs are scaled so that the
-            task sees as many images as ``epochs`` standard epochs would).
+            task trains on as many images as ``epochs`` standard epochs would).
         image_size: side of the square slices in pixels; the data must match.
         deterministic: use deterministic kernels, so that a CPU run and its
             resumed copy end with identical weights.

@@ -21,6 +21,12 @@ The loss of one slice is ``L = L_wDice + beta * L_focal`` with
   Dense Object Detection"), where ``p_t`` is the probability of the true class
   and ``alpha_t`` is ``alpha`` on scar pixels and ``1 - alpha`` elsewhere.
 
+Dice is computed per slice, as MONAI's ``DiceLoss`` does with ``batch=False``.
+For a slice without scar, ``Dice_fg`` is close to 0 unless the predicted scar
+probabilities inside ``M`` sum to about ``eps``, so such a slice's loss stays
+near ``w_fg`` while its ``Dice_fg`` gradient is close to 0. The background
+Dice and the focal term are what push its prediction to zero.
+
 The focal term is computed from logits through ``binary_cross_entropy_with_logits``
 and ``expm1``, so logits of ±100 give finite values and gradients.
 """

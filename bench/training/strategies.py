@@ -14,10 +14,11 @@ optimiser. A new strategy subclasses ``Strategy`` and registers itself with
 ``STRATEGIES.register(name, cls)``.
 
 Loss-spike re-selection: the engine records each slice's loss every epoch.
-A slice spikes at an epoch when its loss exceeds the median of its own losses
-in the preceding ``spike_window`` epochs of the stage by more than ``spike_k``
-robust standard deviations, where the robust standard deviation is
-``1.4826 * MAD`` of those same losses (at least ``MIN_ROBUST_SD``). Slices that
+A slice spikes at an epoch when its loss exceeds its running level by more
+than ``spike_k`` robust standard deviations. The running level is the median
+of its own losses in the preceding ``spike_window`` epochs of the stage. The
+robust standard deviation is ``1.4826 * MAD`` of those same losses, at least
+``MIN_ROBUST_SD``. Slices that
 spiked in a stage appear ``spike_r`` times per epoch in the next stage.
 Defaults: ``spike_k = 3``, ``spike_r = 2``, ``spike_window = 10`` and at
 least ``spike_min_history = 3`` earlier epochs before a slice can spike.
@@ -94,8 +95,8 @@ class Strategy:
     Args:
         config: the task's configuration.
 
-    Subclasses set ``description`` and implement ``stages``. ``reselects`` says
-    whether slices that spiked in one stage are oversampled in the next.
+    Subclasses set ``description`` and implement ``stages``. ``reselects`` is
+    True when slices that spiked in one stage are oversampled in the next.
     """
 
     description: ClassVar[str] = ""
