@@ -349,6 +349,7 @@ def _difficulty_counts(
 
     levels = cases["difficulty"].astype("Int64").astype(str).replace("<NA>", "unknown")
     counts = pd.crosstab(cases["split"], levels)
+    counts = counts.reindex(sorted(counts.index, key=lambda split: (split != "train", split)))
     return {
         "levels": [str(level) for level in counts.columns],
         "by_split": {split: [int(value) for value in row] for split, row in counts.iterrows()},
