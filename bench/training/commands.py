@@ -1,4 +1,4 @@
-"""``bench list strategies``: the CLI of the training room.
+"""``bench list strategies``: the command line of the training package.
 
 Example:
     $ bench list strategies

@@ -132,8 +132,8 @@ def train(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     trainer = _Trainer(config, strategy, stages, train_data, task_dir, device, model, optimizer)
-    trainer.progress = progress
     trainer.fingerprint = fingerprint
+    trainer.progress = progress
     if checkpoint is not None:
         trainer.restore(checkpoint)
     trainer.run()

@@ -136,3 +136,15 @@ def test_spike_sd_floor_on_flat_history():
 def test_spike_ignores_drop_in_loss():
     history = np.array([[0.5], [0.6], [0.55]])
     assert not detect_spikes(history, np.array([0.1]), k=0.0, min_history=3).flagged[0]
+
+
+def test_list_strategies_command():
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    result = CliRunner().invoke(main, ["list", "strategies"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in ("standard", "curriculum", "curriculum-no-reselect", "anti-curriculum"):
+        assert any(line.split()[0] == name for line in lines), name
