@@ -333,7 +333,7 @@ def _to_data_uri(figure: Figure) -> str:
 def _base64_without_http(png: bytes) -> str:
     """Encode a PNG in base64 so that the text never contains "http" in any letter case.
 
-    Base64 text spells "http" by chance, in any case about once per megabyte
+    Base64 text spells "http" by chance, ignoring letter case about once per megabyte
     of PNG (an estimate: 4 letters at 2/64 each), and the report must contain
     no such string. When it does, the image is re-compressed at other zlib
     levels, each also shifted by a comment chunk, until the text is clean.

@@ -103,7 +103,20 @@ def task_summary_table(
             row.update(_statistics_columns(statistics[task.label]))
         row.update(_budget_totals(task))
         rows.append(row)
-    return pd.DataFrame(rows)
+
+    table = pd.DataFrame(rows)
+    for column in (
+        "seed",
+        "dice_n",
+        "dice_n_excluded",
+        "burden_pearson_n",
+        "optimizer_steps",
+        "images_seen",
+    ):
+        if column in table:
+            # Counts stay integers even where a task without statistics leaves a gap.
+            table[column] = pd.to_numeric(table[column]).astype("Int64")
+    return table
 
 
 def paired_cases(per_case: pd.DataFrame) -> pd.DataFrame:
