@@ -697,15 +697,34 @@ def _median_ci(
 
     # Percentile, not BCa: on medians of small samples with many ties (Dice of
     # 0.0) BCa's acceleration divides by zero and returns NaN (scipy 1.17).
-    interval = scipy_stats.bootstrap(
-        (data,),
-        np.median,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    ).confidence_interval
-    return float(interval.low), float(interval.high), ""
+    medians = _bootstrap_medians(np.sort(data), n_resamples, np.random.default_rng(seed))
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.percentile(medians, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    return float(low), float(high), ""
+
+
+def _bootstrap_medians(
+    sorted_data: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw the medians of ``n_resamples`` bootstrap resamples of ``sorted_data``.
+
+    A resample draws n indices ``floor(n * U_i)`` with ``U_i`` uniform on [0, 1).
+    That map is monotone, so the resample's k-th smallest value is
+    ``sorted_data[floor(n * U_(k))]``, where the k-th order statistic of n
+    uniforms is Beta(k, n + 1 - k) and the next one is
+    ``U_(k) + (1 - U_(k)) * Beta(1, n - k)``. Sampling those two order statistics
+    gives exactly the distribution of resampling whole cases, in O(n_resamples)
+    instead of O(n_resamples * n): 10,000 cases take milliseconds, not seconds.
+    """
+    n = sorted_data.size
+    k = (n + 1) // 2
+    lower = rng.beta(k, n + 1 - k, size=n_resamples)
+    lower_index = np.minimum((n * lower).astype(np.int64), n - 1)
+    if n % 2 == 1:
+        return sorted_data[lower_index]
+    upper = lower + (1.0 - lower) * rng.beta(1, n - k, size=n_resamples)
+    upper_index = np.minimum((n * upper).astype(np.int64), n - 1)
+    return (sorted_data[lower_index] + sorted_data[upper_index]) / 2.0
 
 
 def _proportional_bias(

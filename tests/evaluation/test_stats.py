@@ -360,3 +360,31 @@ def test_compare_arms_per_backbone_with_holm():
 def test_compare_arms_missing_column():
     with pytest.raises(DataError, match="no column"):
         compare_arms(pd.DataFrame({"dice": [0.1]}), "dice")
+
+
+def test_median_bootstrap_matches_case_resampling():
+    from scipy import stats as scipy_stats
+
+    from bench.evaluation.stats import _bootstrap_medians
+
+    rng = np.random.default_rng(5)
+    for n in (10, 11):
+        data = np.sort(rng.normal(size=n))
+        fast = _bootstrap_medians(data, 100_000, np.random.default_rng(0))
+        brute = np.median(data[rng.integers(0, n, size=(100_000, n))], axis=1)
+
+        assert scipy_stats.ks_2samp(fast, brute).pvalue > 0.001
+
+
+def test_median_ci_agrees_with_scipy_bootstrap():
+    from scipy import stats as scipy_stats
+
+    values = np.random.default_rng(2).beta(2, 3, size=400)
+    reference = scipy_stats.bootstrap(
+        (values,), np.median, n_resamples=9999, method="percentile", rng=np.random.default_rng(0)
+    ).confidence_interval
+
+    result = summarize(values)
+
+    assert result.median_ci_low == pytest.approx(reference.low, abs=0.01)
+    assert result.median_ci_high == pytest.approx(reference.high, abs=0.01)
