@@ -30,6 +30,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp creates the file as 0600; give it the mode a plain open() would.
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -61,6 +63,12 @@ def save_npz(path: str | os.PathLike, **arrays) -> Path:
     import numpy as np
 
     return atomic_write(path, lambda stream: np.savez_compressed(stream, **arrays))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(value: Any) -> Any:
