@@ -82,7 +82,7 @@ STRATEGIES_COMPARED = ("standard", "curriculum")
 
 @dataclass(frozen=True)
 class PerfSettings:
-    """What ``run_perf`` measures and how often.
+    """Settings of ``run_perf``: the measurements, their sizes and their repeats.
 
     Attributes:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
