@@ -77,7 +77,7 @@ def test_overrides_replace_fields():
     assert matrix.seeds == (1, 2)
     assert matrix.epochs == 5
     assert matrix.train["device"] == "cpu"
-    assert MATRICES.get("smoke").train == {}
+    assert MATRICES.get("smoke").train == {"learning_rate": 1e-3}
 
 
 def test_unknown_matrix_suggests_name():
