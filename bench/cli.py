@@ -73,10 +73,16 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     lazy_commands={
         "data": ("bench.data.commands:data", "Validate, import, synthesise and inspect datasets."),
-        "run": ("bench.runs.commands:run", "Train and evaluate a matrix of tasks into a run folder."),
+        "run": (
+            "bench.runs.commands:run",
+            "Train and evaluate a matrix of tasks into a run folder.",
+        ),
         "status": ("bench.runs.commands:status", "Show the state of every task in a run folder."),
         "report": ("bench.reporting.commands:report", "Write the HTML report of one or more runs."),
-        "check": ("bench.regression:check", "Compare a run with a stored baseline; exit 1 on regression."),
+        "check": (
+            "bench.regression:check",
+            "Compare a run with a stored baseline; exit 1 on regression.",
+        ),
         "baseline": ("bench.regression:baseline", "Write or update a stored baseline."),
         "perf": ("bench.perf:perf", "Measure engine overhead and throughput."),
     },
@@ -103,7 +109,10 @@ def main(verbose: int, plugins: tuple[str, ...]) -> None:
     "list",
     cls=LazyGroup,
     lazy_commands={
-        "backbones": ("bench.models.commands:list_backbones", "Backbones, presets and their sizes."),
+        "backbones": (
+            "bench.models.commands:list_backbones",
+            "Backbones, presets and their sizes.",
+        ),
         "strategies": ("bench.training.commands:list_strategies", "Training strategies."),
         "matrices": ("bench.runs.commands:list_matrices", "Task matrices for `bench run`."),
         "datasets": ("bench.data.commands:list_datasets", "Registered datasets."),

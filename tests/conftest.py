@@ -34,7 +34,9 @@ def emidec_dir() -> Path:
     """The EMIDEC PNG slices (``images/``, ``labels/``), or a skip saying how to get them."""
     value = os.environ.get(EMIDEC_VARIABLE)
     if not value:
-        pytest.skip(f"{EMIDEC_VARIABLE} is not set; point it at the EMIDEC PNG slices to run this test")
+        pytest.skip(
+            f"{EMIDEC_VARIABLE} is not set; point it at the EMIDEC PNG slices to run this test"
+        )
     path = Path(value)
     if not (path / "images").is_dir() or not (path / "labels").is_dir():
         pytest.fail(f"{EMIDEC_VARIABLE}={path} has no images/ and labels/ folders")
