@@ -328,12 +328,15 @@ def _paired_test(reference: pd.DataFrame, other: pd.DataFrame, metric: str) -> d
     reference = reference.set_index("case_id").loc[common]
     other = other.set_index("case_id").loc[common]
 
+    # The medians describe the same pairs as the test. A case whose metric is NaN in one
+    # arm (Dice with both masks empty) is left out of both medians, as the test leaves it out.
+    complete = reference[metric].notna() & other[metric].notna()
     row: dict[str, Any] = {
         "metric": metric,
         "reference": REFERENCE_STRATEGY,
         "n_unpaired": n_unpaired,
-        "median_reference": _describe(reference[metric])["median"],
-        "median_other": _describe(other[metric])["median"],
+        "median_reference": _describe(reference.loc[complete, metric])["median"],
+        "median_other": _describe(other.loc[complete, metric])["median"],
     }
     if not common:
         return row | {"n": 0, "p": np.nan, "note": "no case is in both arms"}
