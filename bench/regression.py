@@ -10,13 +10,16 @@ each backbone, the tolerances, and the code version and environment it came
 from. ``bench check`` flags a task as a regression when
 
 - it is missing from the run, unfinished, or its config hash changed;
-- its median Dice dropped by more than ``tolerances["dice_median"]`` and a
-  paired one-sided Wilcoxon test of the run's per-case Dice against the
-  baseline's (joined by case id) gives p < ``tolerances["p_value"]``;
+- its median Dice, over the cases that have a Dice in both, dropped by more
+  than ``tolerances["dice_median"]`` and a paired one-sided Wilcoxon test of
+  the run's per-case Dice against the baseline's (joined by case id) gives
+  p < ``tolerances["p_value"]``;
 - its Bland–Altman burden bias moved by more than ``tolerances["burden_bias"]``
   percentage points;
 
-and flags a backbone when its curriculum-vs-standard comparison was
+and flags the run as a whole when the median paired Dice change over the cases
+of all tasks is below ``-tolerances["dice_pooled"]`` with p < ``p_value``. It
+flags a backbone when its curriculum-vs-standard comparison was
 significant (p < 0.05) in the baseline and is now significant in the other
 direction. A direction change without significance on both sides is reported
 as a note, not a regression.
@@ -28,7 +31,6 @@ import datetime as dt
 import json
 import logging
 import math
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,8 @@ BASELINE_FORMAT = 1
 
 # Defaults; a baseline file stores its own tolerances, which take precedence.
 DEFAULT_TOLERANCES: dict[str, float] = {
-    "dice_median": 0.02,  # largest allowed drop of a task's median Dice
+    "dice_median": 0.02,  # largest allowed drop of a task's median Dice (over paired cases)
+    "dice_pooled": 0.02,  # largest allowed median paired Dice change over all tasks' cases
     "p_value": 0.01,  # the paired one-sided test must reach this to call a drop real
     "burden_bias": 5.0,  # largest allowed shift of the burden bias, percentage points
     "direction_p": 0.05,  # a comparison counts as significant below this (unadjusted) p
@@ -162,9 +165,12 @@ def make_baseline(
         "run": {
             "path": str(results.path),
             "matrix": results.run_info.get("matrix"),
-            "dataset": results.run_info.get("dataset"),
+            "dataset": _portable_dataset(results.run_info.get("dataset")),
         },
-        "code": {"scarbench": __version__, "git_commit": results.run_info.get("git_commit")},
+        "code": {
+            "scarbench": __version__,
+            "git_commit": results.run_info.get("environment", {}).get("git_commit"),
+        },
         "environment": _environment(results.run_info),
         "tolerances": {**DEFAULT_TOLERANCES, **(tolerances or {})},
         "tasks": tasks,
@@ -188,6 +194,9 @@ def check_run(run_dir: str | Path, baseline_doc: dict[str, Any]) -> list[CheckRo
     for task_id in sorted(results.finished - set(baseline_doc["tasks"])):
         rows.append(CheckRow(task_id, "task", "-", "present", "-", "new", "not in the baseline"))
 
+    rows.append(_check_pooled(baseline_doc["tasks"], results, tolerances))
+    rows.extend(_check_environment(baseline_doc.get("environment", {}), results.run_info))
+
     current = _comparisons(results.per_case)
     for key, stored in sorted(baseline_doc.get("comparisons", {}).items()):
         rows.append(_check_comparison(key, stored, current.get(key), tolerances))
@@ -201,7 +210,7 @@ def check_run(run_dir: str | Path, baseline_doc: dict[str, Any]) -> list[CheckRo
 def _check_task(
     task_id: str, stored: dict[str, Any], results: RunResults, tolerances: dict[str, float]
 ) -> list[CheckRow]:
-    from bench.evaluation.stats import bland_altman, paired_wilcoxon, summarize
+    from bench.evaluation.stats import bland_altman, paired_wilcoxon
 
     if task_id not in results.task_configs:
         return [
@@ -243,26 +252,21 @@ def _check_task(
         ]
 
     table = results.per_case[results.per_case["task_id"] == task_id]
-    dice_now = summarize(table["dice"]).median
-    dice_base = stored["dice_median"]
+    pairs = _paired_dice(table, stored)
+    dice_base = float(np.median(pairs["baseline"])) if len(pairs) else math.nan
+    dice_now = float(np.median(pairs["now"])) if len(pairs) else math.nan
     dice_change = dice_now - dice_base
-    base_values = [math.nan if value is None else value for value in stored["dice"]]
-    drop_test = paired_wilcoxon(
-        table["dice"].to_numpy(dtype=float),
-        np.asarray(base_values, dtype=float),
-        ids_a=table["case_id"].astype(str).tolist(),
-        ids_b=stored["case_ids"],
-        alternative="less",
-    )
+    drop_test = paired_wilcoxon(pairs["now"], pairs["baseline"], alternative="less")
     dropped = dice_change < -tolerances["dice_median"] and drop_test.p < tolerances["p_value"]
     dice_row = CheckRow(
         task_id,
         "median Dice",
-        dice_base,
+        _round(dice_base),
         _round(dice_now),
         _round(dice_change),
         "regression" if dropped else "ok",
-        f"one-sided paired Wilcoxon (now < baseline) p = {drop_test.p:.3g}, n = {drop_test.n}",
+        f"over the {len(pairs)} cases with a Dice in both; one-sided paired Wilcoxon "
+        f"(now < baseline) p = {drop_test.p:.3g}; tolerance {tolerances['dice_median']}",
     )
 
     bias_now = bland_altman(table["true_burden"], table["pred_burden"]).bias
@@ -278,6 +282,83 @@ def _check_task(
         f"tolerance ±{tolerances['burden_bias']} percentage points",
     )
     return [dice_row, bias_row]
+
+
+def _check_pooled(
+    stored_tasks: dict[str, dict[str, Any]], results: RunResults, tolerances: dict[str, float]
+) -> CheckRow:
+    """Pool the case pairs of every finished task and test the median paired Dice change.
+
+    A change that costs every backbone a few Dice points shifts the median of the
+    pooled paired differences, while the run-to-run noise of single tasks, which
+    goes both ways, cancels out.
+    """
+    from bench.evaluation.stats import paired_wilcoxon
+
+    frames = [
+        _paired_dice(results.per_case[results.per_case["task_id"] == task_id], stored)
+        for task_id, stored in stored_tasks.items()
+        if task_id in results.finished
+    ]
+    pairs = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame({"now": [], "baseline": []})
+    )
+    test = paired_wilcoxon(pairs["now"], pairs["baseline"], alternative="less")
+    change = test.median_difference
+    dropped = change < -tolerances["dice_pooled"] and test.p < tolerances["p_value"]
+    return CheckRow(
+        "all tasks",
+        "median paired Dice change",
+        "-",
+        "-",
+        _round(change),
+        "regression" if dropped else "ok",
+        f"{len(pairs)} case pairs from {len(frames)} task(s); one-sided paired Wilcoxon "
+        f"(now < baseline) p = {test.p:.3g}; tolerance {tolerances['dice_pooled']}",
+    )
+
+
+def _check_environment(stored: dict[str, Any], run_info: dict[str, Any]) -> list[CheckRow]:
+    """Note the settings that make CPU results differ from the baseline's without any code change."""
+    now = run_info.get("environment", {})
+    rows = []
+    for key in ("torch", "torch_threads", "cpu_count"):
+        if key in stored and stored.get(key) != now.get(key):
+            rows.append(
+                CheckRow(
+                    "environment",
+                    key,
+                    str(stored.get(key)),
+                    str(now.get(key)),
+                    "-",
+                    "note",
+                    "training is bit-identical only at equal versions and thread counts; "
+                    "expect run-to-run noise within the tolerances",
+                )
+            )
+    return rows
+
+
+def _paired_dice(table: pd.DataFrame, stored: dict[str, Any]) -> pd.DataFrame:
+    """Join a task's current per-case Dice with the baseline's by case id; keep cases with both.
+
+    Dice is undefined (NaN) when prediction and truth are both empty, and which
+    scar-free slices get a prediction changes from run to run; comparing medians
+    over different case sets would read that as a Dice change.
+    """
+    baseline = pd.DataFrame(
+        {
+            "case_id": [str(case) for case in stored["case_ids"]],
+            "baseline": [math.nan if value is None else value for value in stored["dice"]],
+        }
+    )
+    now = pd.DataFrame(
+        {"case_id": table["case_id"].astype(str), "now": table["dice"].astype(float)}
+    )
+    pairs = now.merge(baseline, on="case_id", how="inner", validate="one_to_one")
+    return pairs.dropna(subset=["now", "baseline"]).reset_index(drop=True)
 
 
 def _check_comparison(
@@ -369,16 +450,18 @@ def _round(value: float) -> float | None:
 
 
 def _environment(run_info: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    """Return the environment the run's numbers came from, without the host name."""
+    stored = dict(run_info.get("environment", {}))
+    stored.pop("hostname", None)
+    stored.pop("git_commit", None)
+    return stored
 
-    stored = run_info.get("environment", {})
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "run_environment": stored,
-    }
+
+def _portable_dataset(dataset: Any) -> Any:
+    """Drop the absolute manifest path, which names the machine the baseline was made on."""
+    if not isinstance(dataset, dict):
+        return dataset
+    return {key: value for key, value in dataset.items() if key != "manifest_path"}
 
 
 def _format_value(value: Any) -> str:
@@ -456,17 +539,29 @@ def baseline() -> None:
     help="Largest allowed drop of a task's median Dice.",
 )
 @click.option(
+    "--pooled-tolerance",
+    type=float,
+    default=DEFAULT_TOLERANCES["dice_pooled"],
+    show_default=True,
+    help="Largest allowed median paired Dice change over the cases of all tasks.",
+)
+@click.option(
     "--bias-tolerance",
     type=float,
     default=DEFAULT_TOLERANCES["burden_bias"],
     show_default=True,
     help="Largest allowed shift of the burden bias, in percentage points.",
 )
-def update(run_dir: Path, out: Path, dice_tolerance: float, bias_tolerance: float) -> None:
+def update(
+    run_dir: Path, out: Path, dice_tolerance: float, pooled_tolerance: float, bias_tolerance: float
+) -> None:
     """Write the baseline of the finished run RUN_DIR to --out."""
-    document = make_baseline(
-        run_dir, {"dice_median": dice_tolerance, "burden_bias": bias_tolerance}
-    )
+    tolerances = {
+        "dice_median": dice_tolerance,
+        "dice_pooled": pooled_tolerance,
+        "burden_bias": bias_tolerance,
+    }
+    document = make_baseline(run_dir, tolerances)
     write_json(out, document)
     click.echo(
         f"wrote {out}: {len(document['tasks'])} task(s), {len(document['comparisons'])} comparison(s)"

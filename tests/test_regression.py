@@ -160,3 +160,49 @@ def test_baseline_keeps_run_provenance(finished_run: Path):
 
     assert document["run"]["matrix"] is not None
     assert document["environment"]["torch"]
+
+
+def test_undefined_dice_not_read_as_drop(finished_run: Path, baseline_file: Path, tmp_path: Path):
+    changed = tmp_path / "undefined"
+    shutil.copytree(finished_run, changed)
+    table_path = changed / TASKS[0] / "per_case.csv"
+    table = pd.read_csv(table_path)
+    best = table["dice"].nlargest(4).index
+    table.loc[best, "dice"] = float("nan")
+    table.to_csv(table_path, index=False)
+
+    rows = check_run(changed, json.loads(baseline_file.read_text()))
+
+    dice_row = next(row for row in rows if row.item == TASKS[0] and row.metric == "median Dice")
+    assert dice_row.change == 0.0
+    assert dice_row.verdict == "ok"
+
+
+def test_pooled_drop_caught(finished_run: Path, baseline_file: Path, tmp_path: Path):
+    document = json.loads(baseline_file.read_text())
+    document["tolerances"]["dice_median"] = 0.5
+    degraded = tmp_path / "pooled"
+    shutil.copytree(finished_run, degraded)
+    for task in TASKS:
+        table_path = degraded / task / "per_case.csv"
+        table = pd.read_csv(table_path)
+        table.loc[table["dice"] >= 0.05, "dice"] -= 0.05
+        table.to_csv(table_path, index=False)
+
+    rows = check_run(degraded, document)
+
+    verdicts = {(row.item, row.metric): row.verdict for row in rows}
+    assert verdicts[(TASKS[0], "median Dice")] == "ok"
+    assert verdicts[(TASKS[1], "median Dice")] == "ok"
+    assert verdicts[("all tasks", "median paired Dice change")] == "regression"
+
+
+def test_environment_difference_noted(finished_run: Path, baseline_file: Path):
+    document = json.loads(baseline_file.read_text())
+    document["environment"]["torch_threads"] = 64
+
+    rows = check_run(finished_run, document)
+
+    notes = [row for row in rows if row.item == "environment"]
+    assert [row.metric for row in notes] == ["torch_threads"]
+    assert notes[0].verdict == "note"

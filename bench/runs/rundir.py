@@ -272,7 +272,17 @@ def collect_environment() -> dict[str, Any]:
     for module in ("torch", "monai", "numpy", "scipy", "pandas"):
         environment[module] = _module_version(module)
     environment["devices"] = _device_names()
+    environment["torch_threads"] = _torch_threads()
     return environment
+
+
+def _torch_threads() -> int | None:
+    """Intra-op threads of torch: results on the CPU are bit-identical only at equal counts."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def git_commit() -> str | None:
