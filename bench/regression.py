@@ -354,8 +354,13 @@ def _paired_dice(table: pd.DataFrame, stored: dict[str, Any]) -> pd.DataFrame:
             "baseline": [math.nan if value is None else value for value in stored["dice"]],
         }
     )
+    # The baseline stores Dice rounded to CASE_DECIMALS; round the run the same way so
+    # that an identical run differs by exactly zero, not by rounding residue.
     now = pd.DataFrame(
-        {"case_id": table["case_id"].astype(str), "now": table["dice"].astype(float)}
+        {
+            "case_id": table["case_id"].astype(str),
+            "now": table["dice"].astype(float).round(CASE_DECIMALS),
+        }
     )
     pairs = now.merge(baseline, on="case_id", how="inner", validate="one_to_one")
     return pairs.dropna(subset=["now", "baseline"]).reset_index(drop=True)

@@ -206,3 +206,13 @@ def test_environment_difference_noted(finished_run: Path, baseline_file: Path):
     notes = [row for row in rows if row.item == "environment"]
     assert [row.metric for row in notes] == ["torch_threads"]
     assert notes[0].verdict == "note"
+
+
+def test_identical_run_has_zero_differences(finished_run: Path, baseline_file: Path):
+    rows = check_run(finished_run, json.loads(baseline_file.read_text()))
+
+    dice_rows = [row for row in rows if row.metric == "median Dice"]
+    assert len(dice_rows) == len(TASKS)
+    for row in dice_rows:
+        assert row.change == 0.0
+        assert "p = 1;" in row.detail
