@@ -94,6 +94,7 @@ def task_summary_table(
         }
         if task.label in statistics:
             row.update(_statistics_columns(statistics[task.label]))
+            row.update(_scar_free_counts(data.per_case, task.label))
         row.update(_budget_totals(task))
         rows.append(row)
 
@@ -103,6 +104,8 @@ def task_summary_table(
         "dice_n",
         "dice_n_excluded",
         "burden_pearson_n",
+        "scar_free_n",
+        "scar_free_false_positive",
         "optimizer_steps",
         "images_seen",
     ):
@@ -274,6 +277,21 @@ def _statistics_columns(results: Mapping[str, Any]) -> dict[str, Any]:
         "burden_pearson_p": pearson["p"],
         "burden_pearson_n": pearson["n"],
         "burden_pearson_note": pearson.get("reason") or "",
+    }
+
+
+def _scar_free_counts(per_case: pd.DataFrame, task_label: str) -> dict[str, int]:
+    """Count a task's scar-free test slices and those where it predicted scar.
+
+    Dice leaves scar-free slices out (undefined when both masks are empty, 0 on
+    a false positive that the median then counts), so the false-positive count
+    is what shows how often a strategy invents scar.
+    """
+    rows = per_case[per_case["task_label"] == task_label]
+    scar_free = rows["true_burden"] == 0
+    return {
+        "scar_free_n": int(scar_free.sum()),
+        "scar_free_false_positive": int((scar_free & (rows["pred_burden"] > 0)).sum()),
     }
 
 

@@ -341,3 +341,17 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path):
     assert len(colours) > 200
     most_common = max(count for count, _ in colours)
     assert most_common < 0.95 * sum(count for count, _ in colours)
+
+
+def test_false_positive_slices_counted(report: Path, tiny_run: Path):
+    per_case = _per_case(tiny_run)
+    tasks = pd.read_csv(report.with_name("tiny.tasks.csv"))
+
+    assert (per_case["true_burden"] == 0).any(), "the tiny run should have scar-free test slices"
+    for _, row in tasks.iterrows():
+        rows = per_case[per_case["task_id"] == row["task"]]
+        assert len(rows) > 0, row["task"]
+        scar_free = rows["true_burden"] == 0
+        assert row["scar_free_n"] == scar_free.sum()
+        assert row["scar_free_false_positive"] == (scar_free & (rows["pred_burden"] > 0)).sum()
+    assert "false-positive slices" in report.read_text(encoding="utf-8")
