@@ -175,10 +175,7 @@ def burden_scatter_figure(
     with matplotlib.rc_context(_STYLE):
         figure, panels = _panel_grid(len(labels), panel_size=(3.0, 2.9))
         for axes, label in zip(panels, labels, strict=False):
-            rows = per_case[per_case["task_label"] == label]
-            true_burden = rows["true_burden"].to_numpy(dtype=float)
-            pred_burden = rows["pred_burden"].to_numpy(dtype=float)
-            drawn = _subsample_index(true_burden.size, rng)
+            rows, true_burden, pred_burden, drawn = _task_burden(per_case, label, rng)
             if drawn.size < true_burden.size:
                 subsampled = f"a random {MAX_POINTS} cases per panel (seed {SUBSAMPLE_SEED})"
 
@@ -230,10 +227,7 @@ def bland_altman_figure(
     with matplotlib.rc_context(_STYLE):
         figure, panels = _panel_grid(len(labels), panel_size=(3.2, 2.7))
         for axes, label in zip(panels, labels, strict=False):
-            rows = per_case[per_case["task_label"] == label]
-            true_burden = rows["true_burden"].to_numpy(dtype=float)
-            pred_burden = rows["pred_burden"].to_numpy(dtype=float)
-            drawn = _subsample_index(true_burden.size, rng)
+            rows, true_burden, pred_burden, drawn = _task_burden(per_case, label, rng)
             if drawn.size < true_burden.size:
                 subsampled = f"a random {MAX_POINTS} cases per panel (seed {SUBSAMPLE_SEED})"
 
@@ -419,6 +413,16 @@ def _strategy_legend(axes: Any, strategies: Sequence[str]) -> None:
         Patch(facecolor=strategy_colour(s, i), alpha=0.6, label=s) for i, s in enumerate(strategies)
     ]
     axes.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(handles))
+
+
+def _task_burden(
+    per_case: pd.DataFrame, label: str, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Return a task's rows, true and predicted burden, and the indices of the points to draw."""
+    rows = per_case[per_case["task_label"] == label]
+    true_burden = rows["true_burden"].to_numpy(dtype=float)
+    pred_burden = rows["pred_burden"].to_numpy(dtype=float)
+    return rows, true_burden, pred_burden, _subsample_index(true_burden.size, rng)
 
 
 def _subsample_index(count: int, rng: np.random.Generator) -> np.ndarray:
