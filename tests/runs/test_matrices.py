@@ -80,6 +80,16 @@ def test_overrides_replace_fields():
     assert MATRICES.get("smoke").train == {"learning_rate": 1e-3}
 
 
+def test_dataset_override_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    relative = resolve_matrix("emidec-cpu", dataset="data/emidec/emidec.yaml")
+    registered = resolve_matrix("smoke", dataset="synthetic")
+
+    assert relative.dataset == str(tmp_path / "data" / "emidec" / "emidec.yaml")
+    assert registered.dataset == "synthetic"
+
+
 def test_unknown_matrix_suggests_name():
     with pytest.raises(RegistryError, match="did you mean 'smoke'"):
         resolve_matrix("smok")
