@@ -31,7 +31,7 @@ class ManifestError(ScarbenchError):
 
 
 class DataError(ScarbenchError):
-    """An image or mask file that cannot be read or holds invalid values."""
+    """An image or mask file that cannot be read or contains invalid values."""
 
 
 class RegistryError(ScarbenchError, KeyError):

@@ -86,7 +86,7 @@ class CheckRow:
 
 @dataclass
 class RunResults:
-    """What the gate reads from a run folder."""
+    """Task configs, finished tasks and per-case rows read from a run folder."""
 
     path: Path
     run_info: dict[str, Any]
@@ -344,9 +344,9 @@ def _check_environment(stored: dict[str, Any], run_info: dict[str, Any]) -> list
 def _paired_dice(table: pd.DataFrame, stored: dict[str, Any]) -> pd.DataFrame:
     """Join a task's current per-case Dice with the baseline's by case id; keep cases with both.
 
-    Dice is undefined (NaN) when prediction and truth are both empty, and which
-    scar-free slices get a prediction changes from run to run; comparing medians
-    over different case sets would read that as a Dice change.
+    Dice is undefined (NaN) when prediction and truth are both empty. Which
+    scar-free slices get a prediction changes from run to run, so medians over
+    different case sets would show a Dice change where no case changed.
     """
     baseline = pd.DataFrame(
         {

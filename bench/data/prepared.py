@@ -1,7 +1,7 @@
 """The prepared dataset: what the data layer hands to training and evaluation.
 
-All slices are preprocessed to one square size and stacked into tensors; a
-per-case table, row ``i`` describing tensor index ``i``, carries the ids,
+All slices are preprocessed to one square size and stacked into tensors. A
+per-case table, whose row ``i`` describes tensor index ``i``, carries the ids,
 difficulty, acquisition metadata and scar burden.
 """
 

@@ -427,9 +427,9 @@ def paired_wilcoxon(
     them, by position. Differences ``a − b`` are rounded to 12 decimals before
     the test. The test is ``scipy.stats.wilcoxon`` without continuity
     correction. The method is the one scipy's ``method="auto"`` picks, and the
-    result records it: exact for at most 50 pairs without ties or zeros, an
-    exact enumeration of sign flips for at most 13 pairs with ties or zeros,
-    and the normal approximation otherwise. When every difference is zero, the
+    result records it. That is the exact distribution for at most 50 pairs
+    without ties or zeros, an exact enumeration of sign flips for at most 13
+    pairs with ties or zeros, and the normal approximation otherwise. When every difference is zero, the
     test is not run and p is 1.0 with a note.
 
     Args:

@@ -260,7 +260,7 @@ def test_wilcoxon_method_matches_scipy_auto():
 
 @pytest.mark.parametrize("zero_method", ["wilcox", "pratt", "zsplit"])
 def test_wilcoxon_cross_checks_pingouin(zero_method):
-    # pingouin 0.7 applies a continuity correction unless told not to; scarbench does not.
+    # pingouin 0.7 applies a continuity correction by default, and scarbench does not.
     rng = np.random.default_rng(6)
     a = np.round(rng.uniform(0, 1, 60), 2)
     b = np.round(a + rng.normal(0.03, 0.05, 60), 2)
